@@ -1,0 +1,1 @@
+"""Dogs vs. Cats: fold training, out-of-fold CV and fold-ensemble submissions."""
