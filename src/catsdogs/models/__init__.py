@@ -1,0 +1,72 @@
+"""Networks for the cats-vs-dogs classifier: hand-written ResNet/ResNeXt and LeNet, timm models,
+pretrained weight loading and transfer-learning helpers."""
+
+from .lenet import LeNet, lenet
+from .pretrained import (
+    PACKAGE_WEIGHTS,
+    StateDictMismatchError,
+    WeightsNotFoundError,
+    convert_by_position,
+    load_pretrained,
+    load_weights,
+    read_state_dict,
+)
+from .registry import HAND_MODELS, build_model, count_parameters, list_models
+from .resnet import (
+    BasicBlock,
+    Bottleneck,
+    ResNet,
+    resnet18,
+    resnet34,
+    resnet50,
+    resnet101,
+    resnet152,
+    resnext50_32x4d,
+    resnext101_32x8d,
+    resnext101_64x4d,
+)
+from .transfer import (
+    FINETUNE_MODES,
+    head_module,
+    head_parameters,
+    model_stages,
+    param_groups,
+    set_finetune_mode,
+    train_mode,
+    unfreeze_all,
+)
+
+__all__ = [
+    "BasicBlock",
+    "Bottleneck",
+    "FINETUNE_MODES",
+    "HAND_MODELS",
+    "LeNet",
+    "PACKAGE_WEIGHTS",
+    "ResNet",
+    "StateDictMismatchError",
+    "WeightsNotFoundError",
+    "build_model",
+    "convert_by_position",
+    "count_parameters",
+    "head_module",
+    "head_parameters",
+    "lenet",
+    "list_models",
+    "load_pretrained",
+    "load_weights",
+    "model_stages",
+    "param_groups",
+    "read_state_dict",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnext50_32x4d",
+    "resnext101_32x8d",
+    "resnext101_64x4d",
+    "set_finetune_mode",
+    "train_mode",
+    "unfreeze_all",
+]
