@@ -176,7 +176,7 @@ def train_one_epoch(forward: nn.Module, loader: Iterable, optimizer, scheduler, 
                 ema.update(model)
         scheduler.step()
 
-        total_loss += float(loss) * len(targets)
+        total_loss += loss.item() * len(targets)
         total_count += len(targets)
     return total_loss / max(1, total_count)
 

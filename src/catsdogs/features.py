@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,8 @@ def prefix_features(prefix: nn.Module, images: np.ndarray, images_key: str, view
         prefix = prefix.to(memory_format=torch.channels_last)
     log.info("Computing frozen-prefix features of %d photos x %d views into %s", len(images), len(views), path)
     output: np.ndarray | None = None
+    started = time.time()
+    next_report = 0.25
     for start in range(0, len(images), batch_size):
         batch = normalize_batch(images[start:start + batch_size], mean, std).to(device)
         per_view = []
@@ -89,6 +92,11 @@ def prefix_features(prefix: nn.Module, images: np.ndarray, images_key: str, view
         if output is None:
             output = np.empty((len(images),) + stacked.shape[1:], dtype=np.float32)
         output[start:start + len(stacked)] = stacked
+        done = (start + len(stacked)) / len(images)
+        if done >= next_report:
+            rate = (start + len(stacked)) * len(views) / (time.time() - started)
+            log.info("Frozen-prefix features: %.0f%% done, %.0f passes/s", 100 * done, rate)
+            next_report += 0.25
     assert output is not None
     with atomic_write(path, "wb") as handle:
         np.save(handle, output)

@@ -291,6 +291,9 @@ def _run_epochs(cfg, fold, model, data, optimizer, scheduler, ema, scaler, devic
         train_mode(model)
         train_loss = train_one_epoch(data.forward, data.train_loader, optimizer, scheduler, cfg, device, epoch,
                                      ema=ema, model=model, scaler=scaler)
+        # The whole model goes to eval mode, not only `data.forward`: timm heads read the
+        # top-level module's training flag for their dropout.
+        model.eval()
         metrics = evaluate(data.forward, data, cfg, device)
         source, best_model = "raw", model
         if ema is not None:
@@ -335,6 +338,7 @@ def _run_epochs(cfg, fold, model, data, optimizer, scheduler, ema, scaler, devic
 def _write_fold_oof(cfg, fold, model, data: FoldData, device, fold_dir: Path) -> pd.DataFrame:
     best = load_checkpoint(fold_dir / "best.pt", map_location=device)
     model.load_state_dict(best["model"])
+    model.eval()
     metrics = evaluate(data.forward, data, cfg, device)
     oof = data.valid_rows[["image", "label", "fold"]].assign(logit=metrics["logits"], prob=sigmoid(metrics["logits"]))
     with atomic_write(fold_dir / "oof.csv") as handle:
