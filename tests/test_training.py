@@ -113,10 +113,12 @@ def test_nan_loss_stops_fold_keeps_checkpoint(photo_root, tmp_path, monkeypatch)
     assert (fold_dir / "best.pt").is_file()
 
 
-def test_real_nan_loss_names_epoch_and_step(photo_root, tmp_path):
-    cfg = tiny_config(photo_root, tmp_path, "train.lr=1e30", "train.epochs=1")
-    with pytest.raises(NonFiniteLossError, match="epoch 0, step"):
+def test_diverged_weights_stop_fold(photo_root, tmp_path):
+    """One step at a huge learning rate: the validation after it is the first place NaN shows."""
+    cfg = tiny_config(photo_root, tmp_path, "train.lr=1e30", "train.epochs=2")
+    with pytest.raises(NonFiniteLossError, match="at epoch 0"):
         training.train_fold(cfg, 0)
+    assert not (tmp_path / "runs" / "cpu_scratch" / "fold_0" / "oof.csv").exists()
 
 
 def test_cached_features_train_like_full_model(photo_root, tmp_path):

@@ -20,7 +20,7 @@ import yaml
 
 from catsdogs import config as config_lib
 from catsdogs.data import PhotoDataset, cached_images, image_cache_path, load_or_make_folds
-from catsdogs.engine import (ModelEma, bce_loss, build_optimizer, build_scheduler, needs_grad_scaler,
+from catsdogs.engine import (ModelEma, NonFiniteLossError, bce_loss, build_optimizer, build_scheduler, needs_grad_scaler,
                              predict_logits, resolve_device, seed_everything, train_one_epoch)
 from catsdogs.ensemble import average_logits
 from catsdogs.features import CachedViewsDataset, frozen_prefix_length, prefix_features, split_model
@@ -93,12 +93,23 @@ def fold_is_finished(cfg, fold: int) -> bool:
     return (run_dir(cfg) / f"fold_{fold}" / "oof.csv").is_file()
 
 
+def _seed_worker(worker_id: int) -> None:
+    # torch gives each worker the seed base + worker_id, with the base drawn from the main
+    # process's generator, which is seeded per epoch; albumentations keeps its own generator.
+    info = torch.utils.data.get_worker_info()
+    transform = getattr(info.dataset, "transform", None)
+    if hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(torch.initial_seed() % 2**32)
+
+
 def _loader(dataset, cfg, batch_size: int, shuffle: bool, drop_last: bool = False):
     # Cached features need no decoding or augmentation, so worker processes would only add overhead.
     workers = 0 if isinstance(dataset, CachedViewsDataset) else cfg.train.num_workers
+    # Workers are started anew every epoch (not persistent), so a resumed epoch gets the same
+    # augmentations as an uninterrupted one.
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=workers,
-        pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+        pin_memory=torch.cuda.is_available(), worker_init_fn=_seed_worker if workers > 0 else None,
         timeout=cfg.train.loader_timeout if workers > 0 else 0,
     )
 
@@ -163,6 +174,13 @@ class FoldData:
                                        random_view=False, view_index=view_index)
         self.train_loader = _loader(train_set, cfg, cfg.train.batch_size, shuffle=True, drop_last=True)
         self.valid_loader = _loader(valid_set, cfg, cfg.train.eval_batch_size, shuffle=False)
+
+
+    def reseed_augmentations(self, seed: int) -> None:
+        """Seed albumentations' own generator, used when photos are augmented in this process."""
+        transform = getattr(self.train_loader.dataset, "transform", None)
+        if hasattr(transform, "set_random_seed"):
+            transform.set_random_seed(seed)
 
 
 def frozen_prefix_length_of(model: torch.nn.Module) -> int:
@@ -286,7 +304,9 @@ def _run_epochs(cfg, fold, model, data, optimizer, scheduler, ema, scaler, devic
             unfreeze_all(model)
 
         # Seeding by epoch makes a resumed epoch draw the same augmentations as an uninterrupted one.
-        seed_everything(cfg.train.seed + 1000 * fold + epoch)
+        epoch_seed = cfg.train.seed + 1000 * fold + epoch
+        seed_everything(epoch_seed)
+        data.reseed_augmentations(epoch_seed)
         started = time.time()
         train_mode(model)
         train_loss = train_one_epoch(data.forward, data.train_loader, optimizer, scheduler, cfg, device, epoch,
@@ -295,6 +315,8 @@ def _run_epochs(cfg, fold, model, data, optimizer, scheduler, ema, scaler, devic
         # top-level module's training flag for their dropout.
         model.eval()
         metrics = evaluate(data.forward, data, cfg, device)
+        if not np.isfinite(metrics["logloss"]):
+            raise NonFiniteLossError(epoch, None, metrics["logloss"], what="Validation log loss")
         source, best_model = "raw", model
         if ema is not None:
             ema_forward = ema.module
