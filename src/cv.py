@@ -6,9 +6,12 @@ Usage: python src/cv.py [CONFIG] [key=value ...]
 from __future__ import annotations
 
 import logging
+import secrets
 
 from catsdogs.cli import config_from_args, run_main
+from catsdogs.config import to_dict
 from catsdogs.ensemble import score_run
+from catsdogs.tracking import Tracker
 from catsdogs.training import run_dir
 
 log = logging.getLogger("cv")
@@ -19,6 +22,15 @@ def main(argv: list[str]) -> None:
     folder = run_dir(cfg)
     report = score_run(folder, cfg)
     calibration = report["calibration"]
+
+    tracker = Tracker(cfg, run_name=f"{cfg.experiment}-cv", run_id=f"{cfg.experiment}-cv-{secrets.token_hex(3)}",
+                      config=to_dict(cfg), job_type="cv")
+    tracker.summary({"cv_logloss": report["logloss"], "cv_accuracy": report["accuracy"],
+                     "fold_logloss_std": report["fold_logloss_std"], **{f"calibration/{key}": value
+                                                                          for key, value in calibration.items()}})
+    tracker.log({f"fold{entry['fold']}/oof_logloss": entry["logloss"] for entry in report["folds"]})
+    tracker.finish()
+
     for entry in report["folds"]:
         log.info("fold %d: log loss %.5f, accuracy %.4f (%d photos)", entry["fold"], entry["logloss"],
                  entry["accuracy"], entry["photos"])

@@ -144,3 +144,21 @@ def test_image_cache_reused(photo_root, tmp_path):
     assert first.dtype == np.uint8
     assert isinstance(second, np.memmap)
     assert np.array_equal(first, second)
+
+
+def test_check_data_script_names_bad_photos(photo_root):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    (photo_root / "train" / "cat.77.jpg").write_bytes(b"")
+    (photo_root / "test" / "5.jpg").write_text("hello")
+    command = [sys.executable, "src/check_data.py", "cpu", f"data.root={photo_root}"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert "cat.77.jpg: empty file" in result.stdout
+    assert "5.jpg: not an image" in result.stdout
+    strict = subprocess.run(command + ["data.bad_images=error"], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert strict.returncode == 1

@@ -1,8 +1,8 @@
 """Cache of a frozen prefix's output, for fast fine-tuning of the last stages on CPU.
 
 When the first stages of a pretrained network are frozen (`model.finetune` last or
-head), their output for a given input never changes, so it is computed once for a
-fixed set of views of every photo and reused by every epoch and every fold. Training
+head), their output for a given input never changes. It is therefore computed once for
+a fixed set of views of every photo and reused by every epoch and every fold. Training
 then runs only the trainable stages, sampling one cached view per photo per epoch.
 """
 

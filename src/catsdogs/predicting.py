@@ -122,7 +122,7 @@ def blend_runs(runs: list[Run]) -> tuple[np.ndarray, float, float]:
     return weights, clip, log_loss(labels, np.clip(blended, clip, 1 - clip))
 
 
-def test_photos(root: str | Path, workers: int) -> tuple[pd.DataFrame, list[str]]:
+def load_test_photos(root: str | Path, workers: int) -> tuple[pd.DataFrame, list[str]]:
     """Scan the test folder and list the photos that cannot be decoded."""
     test = scan_test(root)
     bad = find_bad_images([Path(root) / "test" / name for name in test["image"]], workers=workers)
@@ -139,7 +139,7 @@ def predict_runs(runs: list[Run]) -> tuple[pd.DataFrame, str, float]:
     """
     cfg = runs[0].cfg
     device = resolve_device(cfg.train.device)
-    test, bad_names = test_photos(cfg.data.root, cfg.data.decode_workers)
+    test, bad_names = load_test_photos(cfg.data.root, cfg.data.decode_workers)
     usable = test[~test["image"].isin(bad_names)].reset_index(drop=True)
 
     probs_per_run = []

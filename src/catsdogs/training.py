@@ -94,8 +94,8 @@ def fold_is_finished(cfg, fold: int) -> bool:
 
 
 def _seed_worker(worker_id: int) -> None:
-    # torch gives each worker the seed base + worker_id, with the base drawn from the main
-    # process's generator, which is seeded per epoch; albumentations keeps its own generator.
+    # torch seeds each worker with base + worker_id, and draws the base from the main process's
+    # generator, which is seeded per epoch. albumentations has a generator of its own to seed.
     info = torch.utils.data.get_worker_info()
     transform = getattr(info.dataset, "transform", None)
     if hasattr(transform, "set_random_seed"):
@@ -244,7 +244,7 @@ def train_fold(cfg, fold: int) -> Path:
     if cfg.train.channels_last:
         model.to(memory_format=torch.channels_last)
 
-    # With gradual unfreezing the optimiser holds every weight from the start; frozen ones get no
+    # With gradual unfreezing the optimiser contains every weight from the start. Frozen ones get no
     # gradient, so AdamW leaves them alone until they are unfrozen.
     if cfg.model.unfreeze_after > 0:
         frozen = [p for p in model.parameters() if not p.requires_grad]
