@@ -167,3 +167,70 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
             raise RuntimeError("killed mid-write")
     assert path.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["oof.csv"]
+
+
+class BatchNormHeadNet(torch.nn.Module):
+    """A small network whose head has BatchNorm1d, which fails on a training batch of one."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+        self.fc = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(),
+                                      torch.nn.Linear(8, 1))
+
+    def forward(self, inputs):
+        return self.fc(self.body(inputs))
+
+
+def test_batchnorm1d_head_last_batch_of_one(tmp_path, monkeypatch):
+    """130 photos in 2 folds: 65 training photos, batch size 32, so the last batch would hold one."""
+    root = tmp_path / "photos"
+    for index in range(65):
+        write_photo(root / "train" / f"cat.{index}.jpg", seed=index)
+        write_photo(root / "train" / f"dog.{index}.jpg", seed=500 + index)
+    monkeypatch.setattr(training, "build_fold_model", lambda cfg: BatchNormHeadNet())
+    cfg = tiny_config(root, tmp_path, "train.batch_size=32", "train.epochs=1")
+    fold_dir = training.train_fold(cfg, 0)
+    assert len(pd.read_csv(fold_dir / "oof.csv")) == 65
+
+
+def test_gradual_unfreezing_trains_backbone_later(photo_root, tmp_path):
+    cfg = tiny_config(photo_root, tmp_path, "model.name=hand/resnet18", "model.finetune=head",
+                      "model.unfreeze_after=1", "train.epochs=2", "data.image_size=32", "train.augment=none")
+    torch.manual_seed(cfg.train.seed)
+    initial = training.build_fold_model(cfg).state_dict()
+    fold_dir = training.train_fold(cfg, 0)
+    trained = load_checkpoint(fold_dir / "last.pt")["model"]
+    assert not torch.equal(trained["conv1.weight"], initial["conv1.weight"])
+    assert not torch.equal(trained["fc.weight"], initial["fc.weight"])
+
+
+def test_sigkilled_training_resumes(photo_root, tmp_path):
+    """A real SIGKILL while the second epoch runs; the same command then finishes the fold."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    args = [f"data.root={photo_root}", f"runs.dir={tmp_path}/runs", f"data.folds_dir={tmp_path}/folds",
+            f"data.cache_dir={tmp_path}/cache", "wandb.mode=disabled", "data.image_size=16", "data.n_folds=2",
+            "model.name=hand/lenet", "train.epochs=15", "train.batch_size=2", "train.num_workers=0", "fold=0"]
+    command = [sys.executable, "src/train.py", "cpu_scratch", *args]
+    last = tmp_path / "runs" / "cpu_scratch" / "fold_0" / "last.pt"
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    epochs_done = load_checkpoint(last)["state"]["epoch"]
+    assert 1 <= epochs_done < 15
+
+    resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert f"Resuming fold 0 after epoch {epochs_done}" in resumed.stdout
+    history = pd.read_csv(last.parent / "history.csv")
+    assert history["epoch"].tolist() == list(range(1, 16))
+    assert len(pd.read_csv(last.parent / "oof.csv")) == 10
