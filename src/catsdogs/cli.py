@@ -17,7 +17,7 @@ def setup_logging() -> None:
 
 
 def default_config_name() -> str:
-    """Return `default` on a machine with a CUDA GPU, else `cpu`, and say which on the first line."""
+    """Return `default` on a machine with a CUDA GPU, else `cpu`, and print which on the first line."""
     import torch
 
     if torch.cuda.is_available():

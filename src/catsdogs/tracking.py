@@ -1,7 +1,7 @@
 """Weights & Biases logging: one W&B run per fold, grouped by experiment.
 
 The mode is `wandb.mode` from the config unless WANDB_MODE is set. `online` needs an
-API key (WANDB_API_KEY or a `wandb login` entry in ~/.netrc); without one the run is
+API key, from WANDB_API_KEY or a `wandb login` entry in ~/.netrc. Without one the run is
 logged offline instead, so a missing key never makes a run wait on the network.
 Offline runs can be uploaded later with `wandb sync <dir>`.
 """
