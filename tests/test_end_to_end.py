@@ -57,7 +57,7 @@ def check_submission_file(path):
 
 
 def test_cpu_default_run_end_to_end(data_slice, tmp_path):
-    """No config on a machine without a GPU: the CPU experiment, said on the first line."""
+    """No config on a machine without a GPU: the CPU experiment, named on the first line."""
     args = overrides(data_slice, tmp_path) + ["data.image_size=64", "wandb.mode=offline"]
     trained = run(["bash", "scripts/train_folds.sh", *args], tmp_path)
     assert trained.stdout.splitlines()[0].startswith("No GPU found: running the CPU experiment")

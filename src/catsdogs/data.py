@@ -41,7 +41,7 @@ def label_from_name(name: str) -> int | None:
 
 def _list_photos(folder: Path) -> tuple[list[str], int]:
     if not folder.is_dir():
-        raise DataError(f"Folder not found: {folder}. Set data.root to the folder that holds train/ and test/.")
+        raise DataError(f"Folder not found: {folder}. Set data.root to the folder that contains train/ and test/.")
     names = sorted(entry.name for entry in os.scandir(folder) if entry.is_file())
     photos = [name for name in names if is_photo_name(name)]
     ignored = len(names) - len(photos)
@@ -166,7 +166,7 @@ def load_or_make_folds(cfg) -> pd.DataFrame:
         if meta.get("photo_list") == digest:
             log.info("Reusing folds %s", path)
             return pd.read_csv(path)
-        raise DataError(f"{path} was made from another photo list than {train_dir} holds now "
+        raise DataError(f"{path} was made from another photo list than {train_dir} contains now "
                         f"({meta.get('photos')} photos then, {len(scanned)} now). "
                         f"Delete {path} and {meta_path} to make new folds.")
 

@@ -2,7 +2,7 @@
 
 A fold's folder is `runs/<experiment>/fold_<k>/`. `last.pt` is written after every
 epoch, so a killed run started again with the same command resumes from its last
-complete epoch; `oof.csv` is written last and marks the fold as finished.
+complete epoch. `oof.csv` is written last and marks the fold as finished.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def prepare_run_dir(cfg, folds: pd.DataFrame) -> Path:
         differences = _config_differences(yaml.safe_load(config_path.read_text()) or {}, current)
         if differences:
             raise RunMismatchError(
-                f"{folder} holds a run made with another config (differs in {', '.join(differences[:5])}). "
+                f"{folder} contains a run made with another config (differs in {', '.join(differences[:5])}). "
                 f"Use another experiment=NAME or runs.dir=DIR, or delete {folder} to start over.")
     write_text(config_path, config_lib.to_yaml(cfg))
 
