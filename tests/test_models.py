@@ -55,7 +55,8 @@ def test_strict_load_torchvision(arch):
         hand = getattr(resnet, arch)(num_classes=1000)
         reference = getattr(torchvision.models, arch)()
     result = hand.load_state_dict(reference.state_dict(), strict=True)
-    assert not result.missing_keys and not result.unexpected_keys
+    assert not result.missing_keys
+    assert not result.unexpected_keys
 
 
 def test_strict_load_timm_real_tensors():
@@ -98,7 +99,7 @@ def test_lenet_any_size(size):
 
 
 def test_lenet_classic_at_32px():
-    # At 32x32 the adaptive pool sees a 5x5 map already, so it must pass it through unchanged.
+    # At 32x32 the adaptive pool receives a 5x5 map already, so it must pass it through unchanged.
     model = build_model("hand/lenet", num_classes=10).eval()
     x = torch.randn(2, 3, 32, 32)
     features = model.pool2(model.act2(model.conv2(model.pool1(model.act1(model.conv1(x))))))

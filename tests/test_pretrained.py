@@ -26,7 +26,7 @@ IMAGENET_CAT_CLASSES = slice(281, 286)
 
 def _randomise_norm(model: torch.nn.Module, seed: int = 0) -> None:
     # timm starts the last BatchNorm of each block at zero scale and all running statistics at
-    # 0/1, which would hide a wrongly wired block; random values make every tensor matter.
+    # 0/1, which would hide a wrongly wired block. Random values make every tensor matter.
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
@@ -191,7 +191,8 @@ def test_lite_package_strict_load(key):
 
     converted = convert_by_position(source, model, key)
     result = model.load_state_dict(converted, strict=True)
-    assert not result.missing_keys and not result.unexpected_keys
+    assert not result.missing_keys
+    assert not result.unexpected_keys
     assert torch.equal(model.conv_stem.weight, source["_conv_stem.weight"])
     assert torch.equal(model.classifier.weight, source["_fc.weight"])
 

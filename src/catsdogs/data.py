@@ -201,14 +201,16 @@ def image_cache_path(paths: Sequence[Path], size: int, cache_dir: str | os.PathL
     return Path(cache_dir) / f"images-{folder_name}-{size}px-{key}.npy"
 
 
-def cached_images(paths: Sequence[Path], size: int, cache_dir: str | os.PathLike, workers: int = 4) -> np.ndarray:
+def cached_images(paths: Sequence[Path], size: int, cache_dir: str | os.PathLike, workers: int = 4,
+                  path: Path | None = None) -> np.ndarray:
     """Return all photos resized to size x size as one uint8 array [N, size, size, 3].
 
     The array is kept as a .npy file under `cache_dir`, keyed by the folder, the photo
     names and their sizes on disk, and memory-mapped on reuse.
     """
     paths = [Path(p) for p in paths]
-    path = image_cache_path(paths, size, cache_dir)
+    # Callers that need the cache file's name pass the path they computed, which saves a stat of every photo.
+    path = path or image_cache_path(paths, size, cache_dir)
     if path.is_file():
         return np.load(path, mmap_mode="r")
 

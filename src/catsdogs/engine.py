@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
-    def __init__(self, epoch: int, step: int | None, value: float, what: str = "Training loss"):
+    def __init__(self, epoch: int, step: int | None, value: float, quantity: str = "Training loss"):
         where = f"epoch {epoch}, step {step}" if step is not None else f"epoch {epoch}"
-        super().__init__(f"{what} is {value} at {where}; stopping this fold. The last complete "
+        super().__init__(f"{quantity} is {value} at {where}; stopping this fold. The last complete "
                          f"epoch's checkpoint is kept. Try a lower train.lr or train.grad_clip>0.")
         self.epoch = epoch
         self.step = step

@@ -71,7 +71,8 @@ def predict_run_logits(run: Run, test: pd.DataFrame, device: torch.device) -> np
     paths = [test_dir / name for name in test["image"]]
     size = cfg.data.image_size
     use_array = cfg.data.cache_images or cfg.train.cache_frozen
-    array = cached_images(paths, size, cfg.data.cache_dir, cfg.data.decode_workers) if use_array else None
+    cache_path = image_cache_path(paths, size, cfg.data.cache_dir) if use_array else None
+    array = cached_images(paths, size, cfg.data.cache_dir, cfg.data.decode_workers, cache_path) if use_array else None
 
     fold_logits = []
     for fold in range(cfg.data.n_folds):
@@ -81,7 +82,7 @@ def predict_run_logits(run: Run, test: pd.DataFrame, device: torch.device) -> np
             # Every fold shares the frozen pretrained prefix, so its features are computed once
             # and found in the cache by the later folds.
             prefix, rest = split_model(model, frozen_prefix_length_of(model))
-            features = prefix_features(prefix, array, image_cache_path(paths, size, cfg.data.cache_dir).name,
+            features = prefix_features(prefix, array, cache_path.name,
                                        views, mean, std, cfg.data.cache_dir, device,
                                        cfg.train.eval_batch_size, cfg.train.channels_last)
             dataset = CachedViewsDataset(features, np.arange(len(paths)), np.zeros(len(paths)), random_view=False)

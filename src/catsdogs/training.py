@@ -26,7 +26,7 @@ from catsdogs.ensemble import average_logits
 from catsdogs.features import CachedViewsDataset, frozen_prefix_length, prefix_features, split_model
 from catsdogs.io import atomic_write, load_checkpoint, save_checkpoint, write_text
 from catsdogs.metrics import accuracy, log_loss, sigmoid
-from catsdogs.models import build_model, set_finetune_mode, train_mode, unfreeze_all
+from catsdogs.models import build_model, model_stages, set_finetune_mode, train_mode, unfreeze_all
 from catsdogs.tracking import Tracker
 from catsdogs.transforms import check_views, eval_transform, train_transform
 
@@ -130,8 +130,9 @@ class FoldData:
         train_dir = Path(cfg.data.root) / "train"
         paths = [train_dir / name for name in folds["image"]]
         use_array = cfg.data.cache_images or cfg.train.cache_frozen
-        array = cached_images(paths, size, cfg.data.cache_dir, cfg.data.decode_workers) if use_array else None
-        self.images_key = image_cache_path(paths, size, cfg.data.cache_dir).name if use_array else ""
+        cache_path = image_cache_path(paths, size, cfg.data.cache_dir) if use_array else None
+        array = cached_images(paths, size, cfg.data.cache_dir, cfg.data.decode_workers, cache_path) if use_array else None
+        self.images_key = cache_path.name if cache_path else ""
 
         self.views_cached = cfg.train.cache_frozen
         if cfg.train.cache_frozen:
@@ -184,8 +185,6 @@ class FoldData:
 
 
 def frozen_prefix_length_of(model: torch.nn.Module) -> int:
-    from catsdogs.models import model_stages
-
     return frozen_prefix_length(model_stages(model))
 
 
@@ -316,7 +315,7 @@ def _run_epochs(cfg, fold, model, data, optimizer, scheduler, ema, scaler, devic
         model.eval()
         metrics = evaluate(data.forward, data, cfg, device)
         if not np.isfinite(metrics["logloss"]):
-            raise NonFiniteLossError(epoch, None, metrics["logloss"], what="Validation log loss")
+            raise NonFiniteLossError(epoch, None, metrics["logloss"], quantity="Validation log loss")
         source, best_model = "raw", model
         if ema is not None:
             ema_forward = ema.module
