@@ -33,6 +33,16 @@ def test_meta_count_equals_real():
     assert counted == sum(p.numel() for p in real.parameters())
 
 
+def test_half_width_resnet18_halves_every_layer():
+    full, half = resnet.resnet18(num_classes=1), resnet.resnet18_half(num_classes=1)
+    full_shapes, half_shapes = full.state_dict(), half.state_dict()
+    assert list(full_shapes) == list(half_shapes)
+    for key, shape in ((k, v.shape) for k, v in full_shapes.items() if v.dim() > 0):
+        halved = tuple(size if size in (1, 3, 7) else size // 2 for size in shape)
+        assert tuple(half_shapes[key].shape) == halved, key
+    assert half(torch.randn(2, 3, 64, 64)).shape == (2, 1)
+
+
 @pytest.mark.parametrize("arch", TWIN_ARCHS)
 def test_keys_equal_torchvision(arch):
     with torch.device("meta"):

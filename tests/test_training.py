@@ -53,8 +53,9 @@ def test_batchnorm_head_with_odd_fold_size(tmp_path):
     assert len(oof) == 65
 
 
-def test_killed_fold_resumes_to_same_result(photo_root, tmp_path, monkeypatch):
-    clean = training.train_fold(tiny_config(photo_root, tmp_path / "clean"), 0)
+@pytest.mark.parametrize("extra", [(), ("train.epoch_sizes=[8,12]", "train.augment=medium", "model.name=hand/resnet18")])
+def test_killed_fold_resumes_to_same_result(photo_root, tmp_path, monkeypatch, extra):
+    clean = training.train_fold(tiny_config(photo_root, tmp_path / "clean", *extra), 0)
 
     original = training.evaluate
     calls = {"count": 0}
@@ -66,7 +67,7 @@ def test_killed_fold_resumes_to_same_result(photo_root, tmp_path, monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(training, "evaluate", evaluate_then_die)
-    cfg = tiny_config(photo_root, tmp_path / "killed")
+    cfg = tiny_config(photo_root, tmp_path / "killed", *extra)
     with pytest.raises(KeyboardInterrupt):
         training.train_fold(cfg, 0)
     fold_dir = tmp_path / "killed" / "runs" / "cpu_scratch" / "fold_0"
@@ -80,6 +81,38 @@ def test_killed_fold_resumes_to_same_result(photo_root, tmp_path, monkeypatch):
     assert clean_oof["image"].tolist() == resumed_oof["image"].tolist()
     np.testing.assert_allclose(clean_oof["prob"], resumed_oof["prob"], rtol=1e-5, atol=1e-6)
     assert len(pd.read_csv(resumed / "history.csv")) == 2
+
+
+def test_progressive_resizing_trains_small_then_validates_full_size(photo_root, tmp_path, monkeypatch):
+    sizes = {"train": [], "valid": []}
+    original_train, original_evaluate = training.train_one_epoch, training.evaluate
+
+    def recording_train(forward, loader, *args, **kwargs):
+        sizes["train"].append({tuple(images.shape[-2:]) for images, _ in loader})
+        return original_train(forward, loader, *args, **kwargs)
+
+    def recording_evaluate(forward, data, *args, **kwargs):
+        sizes["valid"].append({tuple(images.shape[-2:]) for images, _ in data.valid_loader})
+        return original_evaluate(forward, data, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train_one_epoch", recording_train)
+    monkeypatch.setattr(training, "evaluate", recording_evaluate)
+    cfg = tiny_config(photo_root, tmp_path, "train.epochs=3", "train.epoch_sizes=[8,12]", "train.augment=medium",
+                      "model.name=hand/resnet18")
+    training.train_fold(cfg, 0)
+    assert sizes["train"] == [{(8, 8)}, {(12, 12)}, {(16, 16)}]
+    assert all(seen == {(16, 16)} for seen in sizes["valid"])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("train.epoch_sizes=[8,8,8]",), "3 sizes for 2 epochs"),
+    (("train.epoch_sizes=[32]",), "between 1 and data.image_size"),
+    (("train.epoch_sizes=[8]", "model.name=hand/resnet18", "model.finetune=last", "train.cache_frozen=true"),
+     "cannot be combined with train.cache_frozen"),
+])
+def test_unusable_epoch_sizes_rejected(photo_root, tmp_path, extra, message):
+    with pytest.raises(ValueError, match=message):
+        training.train_fold(tiny_config(photo_root, tmp_path, *extra), 0)
 
 
 def test_finished_fold_is_skipped(photo_root, tmp_path):

@@ -83,6 +83,10 @@ class TrainConfig:
     early_stopping: int = 0
     # Augmentation preset: none, light, medium or heavy.
     augment: str = "medium"
+    # Progressive resizing: the training image size of each of the first epochs, for example
+    # [48, 48, 56] trains three epochs on smaller photos and the rest at data.image_size.
+    # Validation and prediction always use data.image_size. Empty: every epoch at full size.
+    epoch_sizes: list[int] = field(default_factory=list)
     num_workers: int = 4
     device: str = "auto"
     amp: bool = True

@@ -119,6 +119,7 @@ class FoldData:
 
     def __init__(self, cfg, folds: pd.DataFrame, fold: int, model: torch.nn.Module, device: torch.device):
         self.views = check_views(cfg.predict.tta)
+        self.epoch_sizes = check_epoch_sizes(cfg)
         train_rows = folds[folds["fold"] != fold]
         valid_rows = folds[folds["fold"] == fold]
         self.valid_rows = valid_rows.reset_index(drop=True)
@@ -135,6 +136,7 @@ class FoldData:
         self.images_key = cache_path.name if cache_path else ""
 
         self.views_cached = cfg.train.cache_frozen
+        self.augment, self.image_size, self.transform_size = cfg.train.augment, size, size
         if cfg.train.cache_frozen:
             self._init_cached(cfg, model, device, array, paths, train_rows, valid_rows)
             return
@@ -152,6 +154,27 @@ class FoldData:
         # drop_last keeps a final batch of one photo away from BatchNorm in training.
         self.train_loader = _loader(train_set, cfg, cfg.train.batch_size, shuffle=True, drop_last=True)
         self.valid_loader = _loader(valid_set, cfg, cfg.train.eval_batch_size, shuffle=False)
+
+    def train_size(self, epoch: int) -> int:
+        """The training image size of `epoch` (0-based) under progressive resizing."""
+        if epoch >= len(self.epoch_sizes):
+            return self.image_size
+        return self.epoch_sizes[epoch]
+
+    def start_epoch(self, epoch: int, seed: int) -> None:
+        """Set the epoch's training image size and seed albumentations' own generator.
+
+        Loader workers start anew every epoch, so they pick up the new transform.
+        """
+        dataset = self.train_loader.dataset
+        if not self.views_cached:
+            size = self.train_size(epoch)
+            if size != self.transform_size:
+                dataset.transform = train_transform(self.augment, size, self.mean, self.std)
+                self.transform_size = size
+        transform = getattr(dataset, "transform", None)
+        if hasattr(transform, "set_random_seed"):
+            transform.set_random_seed(seed)
 
     def _init_cached(self, cfg, model, device, array, paths, train_rows, valid_rows) -> None:
         cached_views = check_views(cfg.train.cached_views)
@@ -177,11 +200,21 @@ class FoldData:
         self.valid_loader = _loader(valid_set, cfg, cfg.train.eval_batch_size, shuffle=False)
 
 
-    def reseed_augmentations(self, seed: int) -> None:
-        """Seed albumentations' own generator, used when photos are augmented in this process."""
-        transform = getattr(self.train_loader.dataset, "transform", None)
-        if hasattr(transform, "set_random_seed"):
-            transform.set_random_seed(seed)
+def check_epoch_sizes(cfg) -> list[int]:
+    """Return `train.epoch_sizes`, or raise ValueError when they cannot be used."""
+    sizes = list(cfg.train.epoch_sizes)
+    if not sizes:
+        return sizes
+    if cfg.train.cache_frozen:
+        raise ValueError("train.epoch_sizes cannot be combined with train.cache_frozen: "
+                         "the cached features are computed at data.image_size")
+    if len(sizes) > cfg.train.epochs:
+        raise ValueError(f"train.epoch_sizes lists {len(sizes)} sizes for {cfg.train.epochs} epochs (train.epochs)")
+    wrong = [size for size in sizes if not 0 < size <= cfg.data.image_size]
+    if wrong:
+        raise ValueError(f"train.epoch_sizes {sizes}: every size must be between 1 and data.image_size "
+                         f"({cfg.data.image_size}), got {wrong[0]}")
+    return sizes
 
 
 def frozen_prefix_length_of(model: torch.nn.Module) -> int:
@@ -305,7 +338,7 @@ def _run_epochs(cfg, fold, model, data, optimizer, scheduler, ema, scaler, devic
         # Seeding by epoch makes a resumed epoch draw the same augmentations as an uninterrupted one.
         epoch_seed = cfg.train.seed + 1000 * fold + epoch
         seed_everything(epoch_seed)
-        data.reseed_augmentations(epoch_seed)
+        data.start_epoch(epoch, epoch_seed)
         started = time.time()
         train_mode(model)
         train_loss = train_one_epoch(data.forward, data.train_loader, optimizer, scheduler, cfg, device, epoch,
@@ -350,8 +383,9 @@ def _run_epochs(cfg, fold, model, data, optimizer, scheduler, ema, scaler, devic
             pd.DataFrame(history).to_csv(handle, index=False)
 
         tracker.log({f"fold{fold}/{key}": value for key, value in row.items() if key != "epoch"} | row, step=epoch + 1)
-        log.info("fold %d epoch %d/%d: train loss %.4f, val log loss %.4f%s, accuracy %.4f, %.0fs%s",
-                 fold, epoch + 1, cfg.train.epochs, train_loss, metrics["logloss"],
+        size_note = f" at {data.train_size(epoch)} px" if cfg.train.epoch_sizes else ""
+        log.info("fold %d epoch %d/%d%s: train loss %.4f, val log loss %.4f%s, accuracy %.4f, %.0fs%s",
+                 fold, epoch + 1, cfg.train.epochs, size_note, train_loss, metrics["logloss"],
                  f" (EMA {metrics['ema_logloss']:.4f})" if "ema_logloss" in metrics else "",
                  metrics["accuracy"], row["seconds"], " *" if improved else "")
 

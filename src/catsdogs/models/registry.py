@@ -20,6 +20,7 @@ from torch import nn
 from .lenet import lenet
 from .resnet import (
     resnet18,
+    resnet18_half,
     resnet34,
     resnet50,
     resnet101,
@@ -37,6 +38,7 @@ _logger = logging.getLogger(__name__)
 HAND_MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet": lenet,
     "resnet18": resnet18,
+    "resnet18_half": resnet18_half,
     "resnet34": resnet34,
     "resnet50": resnet50,
     "resnet101": resnet101,

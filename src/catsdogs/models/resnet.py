@@ -23,6 +23,7 @@ __all__ = [
     "Bottleneck",
     "ResNet",
     "resnet18",
+    "resnet18_half",
     "resnet34",
     "resnet50",
     "resnet101",
@@ -161,6 +162,7 @@ class ResNet(nn.Module):
         groups: groups of the 3x3 convolutions (ResNeXt cardinality).
         width_per_group: channels per group of the 3x3 convolutions in the first stage.
         drop_rate: dropout probability applied to the pooled features before `fc`.
+        width: channels of the stem and the first stage; each later stage doubles them.
         zero_init_last: start every residual block as the identity by zeroing its last BatchNorm.
     """
 
@@ -172,6 +174,7 @@ class ResNet(nn.Module):
         groups: int = 1,
         width_per_group: int = 64,
         drop_rate: float = 0.0,
+        width: int = 64,
         zero_init_last: bool = False,
     ) -> None:
         super().__init__()
@@ -181,19 +184,19 @@ class ResNet(nn.Module):
         self.drop_rate = drop_rate
         self.groups = groups
         self.base_width = width_per_group
-        self.in_channels = 64
+        self.in_channels = width
 
         self.conv1 = nn.Conv2d(3, self.in_channels, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(self.in_channels)
         self.act1 = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
-        self.layer1 = self._make_stage(block, 64, layers[0], stride=1)
-        self.layer2 = self._make_stage(block, 128, layers[1], stride=2)
-        self.layer3 = self._make_stage(block, 256, layers[2], stride=2)
-        self.layer4 = self._make_stage(block, 512, layers[3], stride=2)
+        self.layer1 = self._make_stage(block, width, layers[0], stride=1)
+        self.layer2 = self._make_stage(block, width * 2, layers[1], stride=2)
+        self.layer3 = self._make_stage(block, width * 4, layers[2], stride=2)
+        self.layer4 = self._make_stage(block, width * 8, layers[3], stride=2)
 
-        self.num_features = 512 * block.expansion
+        self.num_features = width * 8 * block.expansion
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
         self.head_drop = nn.Dropout(drop_rate)
@@ -271,6 +274,11 @@ def _resnet(
 def resnet18(num_classes: int = 1000, drop_rate: float = 0.0, **kwargs) -> ResNet:
     """ResNet-18: BasicBlock, stages of 2-2-2-2 blocks."""
     return _resnet(BasicBlock, [2, 2, 2, 2], num_classes, drop_rate, **kwargs)
+
+
+def resnet18_half(num_classes: int = 1000, drop_rate: float = 0.0, **kwargs) -> ResNet:
+    """ResNet-18 at half width (32-64-128-256 channels): about a quarter of the compute, for CPUs."""
+    return _resnet(BasicBlock, [2, 2, 2, 2], num_classes, drop_rate, width=32, **kwargs)
 
 
 def resnet34(num_classes: int = 1000, drop_rate: float = 0.0, **kwargs) -> ResNet:
