@@ -23,7 +23,7 @@ def tiny_config(root, tmp_path, *extra):
         f"data.root={root}", f"runs.dir={tmp_path}/runs", f"data.folds_dir={tmp_path}/folds",
         f"data.cache_dir={tmp_path}/cache", "wandb.mode=disabled", "data.image_size=16", "data.n_folds=2",
         "model.name=hand/lenet", "train.epochs=2", "train.batch_size=8", "train.eval_batch_size=8",
-        "train.num_workers=0", "train.augment=light", *extra])
+        "train.num_workers=0", "train.augment=light", "train.resize_start=1.0", *extra])
 
 
 def test_fold_writes_every_output(photo_root, tmp_path):
@@ -53,7 +53,8 @@ def test_batchnorm_head_with_odd_fold_size(tmp_path):
     assert len(oof) == 65
 
 
-@pytest.mark.parametrize("extra", [(), ("train.epoch_sizes=[8,12]", "train.augment=medium", "model.name=hand/resnet18")])
+@pytest.mark.parametrize("extra", [(), ("train.resize_start=0.5", "train.resize_epochs=1", "train.augment=medium",
+                                         "model.name=hand/resnet18")])
 def test_killed_fold_resumes_to_same_result(photo_root, tmp_path, monkeypatch, extra):
     clean = training.train_fold(tiny_config(photo_root, tmp_path / "clean", *extra), 0)
 
@@ -97,20 +98,30 @@ def test_progressive_resizing_trains_small_then_validates_full_size(photo_root, 
 
     monkeypatch.setattr(training, "train_one_epoch", recording_train)
     monkeypatch.setattr(training, "evaluate", recording_evaluate)
-    cfg = tiny_config(photo_root, tmp_path, "train.epochs=3", "train.epoch_sizes=[8,12]", "train.augment=medium",
-                      "model.name=hand/resnet18")
+    cfg = tiny_config(photo_root, tmp_path, "train.epochs=4", "train.resize_start=0.5", "train.resize_epochs=0.5",
+                      "train.augment=medium", "model.name=hand/resnet18")
     training.train_fold(cfg, 0)
-    assert sizes["train"] == [{(8, 8)}, {(12, 12)}, {(16, 16)}]
+    assert sizes["train"] == [{(8, 8)}, {(12, 12)}, {(16, 16)}, {(16, 16)}]
     assert all(seen == {(16, 16)} for seen in sizes["valid"])
 
 
+@pytest.mark.parametrize("extra, sizes", [
+    (("train.epochs=12", "data.image_size=64", "train.resize_start=0.75", "train.resize_epochs=0.67"),
+     [48, 50, 52, 54, 56, 58, 60, 62, 64, 64, 64, 64]),
+    (("train.epochs=3", "train.resize_start=0.5", "train.resize_epochs=0.1"), [16, 16, 16]),
+    (("train.epochs=2", "train.resize_start=1.0"), [16, 16]),
+])
+def test_progressive_sizes_grow_linearly(photo_root, tmp_path, extra, sizes):
+    assert training.epoch_sizes(tiny_config(photo_root, tmp_path, *extra)) == sizes
+
+
 @pytest.mark.parametrize("extra, message", [
-    (("train.epoch_sizes=[8,8,8]",), "3 sizes for 2 epochs"),
-    (("train.epoch_sizes=[32]",), "between 1 and data.image_size"),
-    (("train.epoch_sizes=[8]", "model.name=hand/resnet18", "model.finetune=last", "train.cache_frozen=true"),
+    (("train.resize_start=0",), "resize_start must be in"),
+    (("train.resize_start=0.5", "train.resize_epochs=1.5"), "resize_epochs must be in"),
+    (("train.resize_start=0.5", "model.name=hand/resnet18", "model.finetune=last", "train.cache_frozen=true"),
      "cannot be combined with train.cache_frozen"),
 ])
-def test_unusable_epoch_sizes_rejected(photo_root, tmp_path, extra, message):
+def test_unusable_resize_settings_rejected(photo_root, tmp_path, extra, message):
     with pytest.raises(ValueError, match=message):
         training.train_fold(tiny_config(photo_root, tmp_path, *extra), 0)
 
@@ -249,7 +260,8 @@ def test_sigkilled_training_resumes(photo_root, tmp_path):
 
     args = [f"data.root={photo_root}", f"runs.dir={tmp_path}/runs", f"data.folds_dir={tmp_path}/folds",
             f"data.cache_dir={tmp_path}/cache", "wandb.mode=disabled", "data.image_size=16", "data.n_folds=2",
-            "model.name=hand/lenet", "train.epochs=15", "train.batch_size=2", "train.num_workers=0", "fold=0"]
+            "model.name=hand/lenet", "train.epochs=15", "train.batch_size=2", "train.num_workers=0",
+            "train.resize_start=1.0", "fold=0"]
     command = [sys.executable, "src/train.py", "cpu_scratch", *args]
     last = tmp_path / "runs" / "cpu_scratch" / "fold_0" / "last.pt"
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -267,3 +279,24 @@ def test_sigkilled_training_resumes(photo_root, tmp_path):
     history = pd.read_csv(last.parent / "history.csv")
     assert history["epoch"].tolist() == list(range(1, 16))
     assert len(pd.read_csv(last.parent / "oof.csv")) == 10
+
+
+@pytest.mark.parametrize("total_steps", range(1, 11))
+def test_one_cycle_schedule_runs_for_any_step_count(photo_root, tmp_path, total_steps):
+    from catsdogs.engine import build_scheduler
+
+    cfg = tiny_config(photo_root, tmp_path, "train.schedule=onecycle", f"train.epochs={total_steps}", "train.lr=0.1")
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch=1)
+    rates = [optimizer.param_groups[0]["lr"]]
+    for _ in range(total_steps):
+        optimizer.step()
+        scheduler.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert all(0 < rate <= 0.1 for rate in rates)
+    if total_steps >= 2:
+        assert rates[0] == pytest.approx(0.1 / 25)
+    if total_steps >= 3:
+        used = rates[:total_steps]  # the last entry is the rate after the final step
+        assert max(used) == pytest.approx(0.1, rel=0.05)
+        assert used[-1] < 0.1 / 25

@@ -83,10 +83,11 @@ class TrainConfig:
     early_stopping: int = 0
     # Augmentation preset: none, light, medium or heavy.
     augment: str = "medium"
-    # Progressive resizing: the training image size of each of the first epochs, for example
-    # [48, 48, 56] trains three epochs on smaller photos and the rest at data.image_size.
-    # Validation and prediction always use data.image_size. Empty: every epoch at full size.
-    epoch_sizes: list[int] = field(default_factory=list)
+    # Progressive resizing: the first epoch trains at resize_start x data.image_size, and the
+    # size grows linearly to the full size, reached after resize_epochs x train.epochs epochs.
+    # Validation and prediction always use data.image_size. resize_start 1.0 turns it off.
+    resize_start: float = 1.0
+    resize_epochs: float = 0.5
     num_workers: int = 4
     device: str = "auto"
     amp: bool = True

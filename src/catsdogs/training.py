@@ -119,7 +119,7 @@ class FoldData:
 
     def __init__(self, cfg, folds: pd.DataFrame, fold: int, model: torch.nn.Module, device: torch.device):
         self.views = check_views(cfg.predict.tta)
-        self.epoch_sizes = check_epoch_sizes(cfg)
+        self.epoch_sizes = epoch_sizes(cfg)
         train_rows = folds[folds["fold"] != fold]
         valid_rows = folds[folds["fold"] == fold]
         self.valid_rows = valid_rows.reset_index(drop=True)
@@ -157,9 +157,7 @@ class FoldData:
 
     def train_size(self, epoch: int) -> int:
         """The training image size of `epoch` (0-based) under progressive resizing."""
-        if epoch >= len(self.epoch_sizes):
-            return self.image_size
-        return self.epoch_sizes[epoch]
+        return self.epoch_sizes[epoch] if epoch < len(self.epoch_sizes) else self.image_size
 
     def start_epoch(self, epoch: int, seed: int) -> None:
         """Set the epoch's training image size and seed albumentations' own generator.
@@ -200,21 +198,25 @@ class FoldData:
         self.valid_loader = _loader(valid_set, cfg, cfg.train.eval_batch_size, shuffle=False)
 
 
-def check_epoch_sizes(cfg) -> list[int]:
-    """Return `train.epoch_sizes`, or raise ValueError when they cannot be used."""
-    sizes = list(cfg.train.epoch_sizes)
-    if not sizes:
-        return sizes
+def epoch_sizes(cfg) -> list[int]:
+    """Return the training image size of each epoch under progressive resizing.
+
+    Raises ValueError for resize settings that cannot be used.
+    """
+    full, epochs = cfg.data.image_size, cfg.train.epochs
+    start, share = cfg.train.resize_start, cfg.train.resize_epochs
+    if not 0 < start <= 1:
+        raise ValueError(f"train.resize_start must be in (0, 1], got {start}")
+    if not 0 <= share <= 1:
+        raise ValueError(f"train.resize_epochs must be in [0, 1], got {share}")
+    ramp = round(share * epochs)
+    if start == 1 or ramp == 0:
+        return [full] * epochs
     if cfg.train.cache_frozen:
-        raise ValueError("train.epoch_sizes cannot be combined with train.cache_frozen: "
-                         "the cached features are computed at data.image_size")
-    if len(sizes) > cfg.train.epochs:
-        raise ValueError(f"train.epoch_sizes lists {len(sizes)} sizes for {cfg.train.epochs} epochs (train.epochs)")
-    wrong = [size for size in sizes if not 0 < size <= cfg.data.image_size]
-    if wrong:
-        raise ValueError(f"train.epoch_sizes {sizes}: every size must be between 1 and data.image_size "
-                         f"({cfg.data.image_size}), got {wrong[0]}")
-    return sizes
+        raise ValueError("Progressive resizing (train.resize_start below 1) cannot be combined with "
+                         "train.cache_frozen: the cached features are computed at data.image_size")
+    first = start * full
+    return [max(1, round(first + (full - first) * epoch / ramp)) if epoch < ramp else full for epoch in range(epochs)]
 
 
 def frozen_prefix_length_of(model: torch.nn.Module) -> int:
@@ -383,7 +385,7 @@ def _run_epochs(cfg, fold, model, data, optimizer, scheduler, ema, scaler, devic
             pd.DataFrame(history).to_csv(handle, index=False)
 
         tracker.log({f"fold{fold}/{key}": value for key, value in row.items() if key != "epoch"} | row, step=epoch + 1)
-        size_note = f" at {data.train_size(epoch)} px" if cfg.train.epoch_sizes else ""
+        size_note = f" at {data.train_size(epoch)} px" if data.train_size(epoch) != cfg.data.image_size else ""
         log.info("fold %d epoch %d/%d%s: train loss %.4f, val log loss %.4f%s, accuracy %.4f, %.0fs%s",
                  fold, epoch + 1, cfg.train.epochs, size_note, train_loss, metrics["logloss"],
                  f" (EMA {metrics['ema_logloss']:.4f})" if "ema_logloss" in metrics else "",
