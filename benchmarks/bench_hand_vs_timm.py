@@ -27,12 +27,12 @@ from catsdogs.models import build_model  # noqa: E402
 ARCHS = ("resnet50", "resnext50_32x4d")
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _make_trainer(model: nn.Module, batch_size: int, image_size: int, device: torch.device):
+def make_trainer(model: nn.Module, batch_size: int, image_size: int, device: torch.device):
     model = model.to(device=device, memory_format=torch.channels_last).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
     images = torch.randn(batch_size, 3, image_size, image_size, device=device)
@@ -48,12 +48,12 @@ def _make_trainer(model: nn.Module, batch_size: int, image_size: int, device: to
     return step
 
 
-def _time_steps(step, steps: int, device: torch.device) -> float:
-    _synchronize(device)
+def time_steps(step, steps: int, device: torch.device) -> float:
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    _synchronize(device)
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -61,18 +61,18 @@ def benchmark_pair(arch: str, args: argparse.Namespace, device: torch.device) ->
     """Return the median images/s of the hand-written and the timm network `arch`."""
     torch.manual_seed(0)
     trainers = {
-        "hand": _make_trainer(build_model(f"hand/{arch}", num_classes=1), args.batch_size, args.image_size, device),
-        "timm": _make_trainer(
+        "hand": make_trainer(build_model(f"hand/{arch}", num_classes=1), args.batch_size, args.image_size, device),
+        "timm": make_trainer(
             timm.create_model(arch, pretrained=False, num_classes=1), args.batch_size, args.image_size, device
         ),
     }
     for step in trainers.values():
-        _time_steps(step, args.warmup, device)
+        time_steps(step, args.warmup, device)
 
     rates: dict[str, list[float]] = {name: [] for name in trainers}
     for _ in range(args.rounds):
         for name, step in trainers.items():
-            seconds = _time_steps(step, args.steps, device)
+            seconds = time_steps(step, args.steps, device)
             rates[name].append(args.steps * args.batch_size / seconds)
     return statistics.median(rates["hand"]), statistics.median(rates["timm"])
 

@@ -97,3 +97,20 @@ def test_scratch_resnet_and_blend(data_slice, tmp_path):
     assert "Blend CV log loss" in blended.stdout + blended.stderr
     check_submission_file(tmp_path / "submissions" / "submission.csv")
     assert len(list((tmp_path / "submissions").glob("blend-cpu_scratch+lenet-cv*.csv"))) == 1
+
+
+def test_holdout_check_scores_unseen_photos(data_slice, tmp_path):
+    """The held-out photos are the test set of a run trained without them, and get scored."""
+    args = overrides(data_slice, tmp_path) + ["data.image_size=64", "wandb.mode=disabled", "holdout=6"]
+    checked = run([sys.executable, "src/holdout_check.py", "cpu", *args], tmp_path)
+    assert "Held-out check cpu: CV log loss" in checked.stdout
+
+    base = tmp_path / "runs" / "holdout"
+    result = json.loads((base / "cpu" / "holdout.json").read_text())
+    assert result["photos"] == 6
+    assert 0 < result["holdout_logloss"] < 5
+    trained_on = set(pd.read_csv(base / "cpu" / "oof.csv")["image"])
+    held_out = set(pd.read_csv(base / "data" / "dogs-vs-cats-holdout6" / "labels.csv")["image"])
+    assert len(trained_on) == 2 * CATS_AND_DOGS - 6
+    assert trained_on.isdisjoint(held_out)
+    assert not (tmp_path / "runs" / "cpu").exists()
