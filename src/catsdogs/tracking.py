@@ -55,7 +55,8 @@ class Tracker:
         self.run = wandb.init(
             mode=self.mode, project=cfg.wandb.project, entity=cfg.wandb.entity, dir=cfg.wandb.dir,
             group=cfg.experiment, name=run_name, id=run_id, resume="allow", job_type=job_type,
-            config=config, settings=wandb.Settings(console="off", quiet=True),
+            config=config,
+            settings=wandb.Settings(console="off", quiet=True, x_disable_stats=not cfg.wandb.system_metrics),
         )
         log.info("W&B run %s (%s) in %s", run_id, self.mode, cfg.wandb.dir)
 
