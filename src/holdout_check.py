@@ -5,9 +5,9 @@ Usage: python src/holdout_check.py [CONFIG] [key=value ...] [holdout=1000]
 Sets aside `holdout` labelled photos of data.root (half cats, half dogs, chosen with
 data.seed), then runs the README's two commands on the rest: scripts/train_folds.sh and
 src/predict.py, with the held-out photos as the test set. Prints the run's CV log loss next
-to the held-out log loss and writes both to runs/holdout/<experiment>/holdout.json.
-The data folder is made of links under runs/holdout/data/; the runs, folds and submissions
-of the check stay under runs/holdout/, apart from the real ones.
+to the held-out log loss and writes both to runs/holdout/<experiment>-holdout<N>/holdout.json.
+The data folder is made of links under runs/holdout/data/. The check's runs, W&B runs and
+submissions stay under runs/holdout/, apart from the real ones.
 """
 
 from __future__ import annotations
@@ -49,9 +49,12 @@ def main(argv: list[str]) -> None:
     base = Path(cfg.runs.dir) / "holdout"
     data_root = make_holdout(cfg.data.root, base / "data" / f"{Path(cfg.data.root).name}-holdout{count}",
                              count, cfg.data.seed, cfg.data.decode_workers)
-    # Later overrides win, so these send the check's data, runs and submissions to its own folders.
-    redirected = [*overrides, f"data.root={data_root}", f"runs.dir={base}",
-                  f"predict.output_dir={base / cfg.experiment / 'submissions'}"]
+    # Later overrides win, so these send the check's data, runs, W&B runs and submissions to
+    # folders of its own, under an experiment name of its own.
+    experiment = f"{cfg.experiment}-holdout{count}"
+    run_folder = base / experiment
+    redirected = [*overrides, f"experiment={experiment}", f"data.root={data_root}", f"runs.dir={base}",
+                  f"wandb.dir={base / 'wandb'}", f"predict.output_dir={run_folder / 'submissions'}"]
     env = {**os.environ, "PYTHON": sys.executable}
     for command in (["bash", "scripts/train_folds.sh", *config, *redirected],
                     [sys.executable, "src/predict.py", *config, *redirected]):
@@ -61,10 +64,9 @@ def main(argv: list[str]) -> None:
             raise RuntimeError(f"{' '.join(command[:2])} failed with exit code {completed.returncode}; "
                                f"run the same holdout_check command again to resume")
 
-    run_folder = base / cfg.experiment
-    result = score_holdout(base / cfg.experiment / "submissions" / "submission.csv", data_root / LABELS_FILE,
+    result = score_holdout(run_folder / "submissions" / "submission.csv", data_root / LABELS_FILE,
                            run_folder / "cv.json", run_folder / "holdout.json")
-    print(f"Held-out check {cfg.experiment}: CV log loss {result['cv_logloss']:.5f} (accuracy "
+    print(f"Held-out check {experiment}: CV log loss {result['cv_logloss']:.5f} (accuracy "
           f"{result['cv_accuracy']:.4f}) on {data_root / 'train'}; held-out log loss "
           f"{result['holdout_logloss']:.5f} (accuracy {result['holdout_accuracy']:.4f}) on {result['photos']} "
           f"photos; {run_folder / 'holdout.json'}", flush=True)

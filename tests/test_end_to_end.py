@@ -101,16 +101,18 @@ def test_scratch_resnet_and_blend(data_slice, tmp_path):
 
 def test_holdout_check_scores_unseen_photos(data_slice, tmp_path):
     """The held-out photos are the test set of a run trained without them, and get scored."""
-    args = overrides(data_slice, tmp_path) + ["data.image_size=64", "wandb.mode=disabled", "holdout=6"]
+    args = overrides(data_slice, tmp_path) + ["data.image_size=64", "wandb.mode=offline", "holdout=6"]
     checked = run([sys.executable, "src/holdout_check.py", "cpu", *args], tmp_path)
-    assert "Held-out check cpu: CV log loss" in checked.stdout
+    assert "Held-out check cpu-holdout6: CV log loss" in checked.stdout
 
     base = tmp_path / "runs" / "holdout"
-    result = json.loads((base / "cpu" / "holdout.json").read_text())
+    result = json.loads((base / "cpu-holdout6" / "holdout.json").read_text())
     assert result["photos"] == 6
     assert 0 < result["holdout_logloss"] < 5
-    trained_on = set(pd.read_csv(base / "cpu" / "oof.csv")["image"])
+    trained_on = set(pd.read_csv(base / "cpu-holdout6" / "oof.csv")["image"])
     held_out = set(pd.read_csv(base / "data" / "dogs-vs-cats-holdout6" / "labels.csv")["image"])
     assert len(trained_on) == 2 * CATS_AND_DOGS - 6
     assert trained_on.isdisjoint(held_out)
     assert not (tmp_path / "runs" / "cpu").exists()
+    assert any((base / "wandb" / "wandb").glob("offline-run-*"))
+    assert not (tmp_path / "wandb").exists()
