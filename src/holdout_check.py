@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from catsdogs.cli import config_from_args, run_main
-from catsdogs.config import ConfigError
+from catsdogs.config import ConfigError, split_args
 from catsdogs.holdout import LABELS_FILE, make_holdout, score_holdout
 
 log = logging.getLogger("holdout_check")
@@ -42,9 +42,8 @@ def _pop_count(argv: list[str]) -> tuple[int, list[str]]:
 def main(argv: list[str]) -> None:
     count, argv = _pop_count(argv)
     cfg = config_from_args(argv)
-    positional = [arg for arg in argv if "=" not in arg]
-    overrides = [arg for arg in argv if "=" in arg]
-    config = positional or [cfg.experiment]
+    # Without a config, the scripts below pick the default (GPU or CPU) themselves.
+    config, overrides = split_args(argv)
 
     base = Path(cfg.runs.dir) / "holdout"
     data_root = make_holdout(cfg.data.root, base / "data" / f"{Path(cfg.data.root).name}-holdout{count}",

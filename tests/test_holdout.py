@@ -105,3 +105,14 @@ def test_duplicated_photo_never_split_across(photo_root, tmp_path):
     for index in range(3):
         pair = {f"cat.{index}.jpg", f"cat.{50 + index}.jpg"}
         assert pair <= held_out or not pair & held_out
+
+
+def test_half_made_folder_loses_stale_links(photo_root, tmp_path):
+    out = tmp_path / "held"
+    (out / "train").mkdir(parents=True)
+    for index in range(10):  # links left by an interrupted split with other photos
+        (out / "train" / f"cat.{index}.jpg").symlink_to(photo_root / "train" / f"cat.{index}.jpg")
+    make_holdout(photo_root, out, count=6, seed=0)
+    held_out = set(pd.read_csv(out / "labels.csv")["image"])
+    assert held_out.isdisjoint(scan_train(out)["image"])
+    assert len(scan_train(out)) == 14

@@ -90,8 +90,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg, steps_per_epoch: int)
     total = max(1, cfg.train.epochs * steps_per_epoch)
     if cfg.train.schedule == "onecycle":
         max_lrs = [group["lr"] for group in optimizer.param_groups]
-        # A quarter of the steps warm up; very short runs need a larger share, because torch's
-        # one-cycle divides by zero when the warm-up phase rounds to no step at all.
+        # A quarter of the steps warm up. Runs of a few steps need a larger share, because torch's
+        # OneCycleLR divides by zero when its warm-up phase ends at step 0.
         warmup_share = max(0.25, min(0.75, 2.0 / total))
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lrs, total_steps=total,
                                                    pct_start=warmup_share, div_factor=25.0, final_div_factor=1e3)

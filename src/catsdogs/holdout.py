@@ -79,8 +79,14 @@ def make_holdout(root: str | os.PathLike, out_root: str | os.PathLike, count: in
         log.info("Reusing the held-out data folder %s", out_root)
         return out_root
 
+    # Without labels.csv the folder is new or was left half-made, possibly by another split, so
+    # its old links go: a stale link in train/ could be a held-out photo.
     for name in ("train", "test"):
-        (out_root / name).mkdir(parents=True, exist_ok=True)
+        folder = out_root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for entry in folder.iterdir():
+            if entry.is_symlink():
+                entry.unlink()
     for image in train["image"]:
         _link(train_dir / image, out_root / "train" / image)
     for image, photo_id in zip(test["image"], test["id"]):
@@ -96,7 +102,7 @@ def make_holdout(root: str | os.PathLike, out_root: str | os.PathLike, count: in
 
 
 def _link(target: Path, link: Path) -> None:
-    if link.is_symlink() or link.exists():
+    if link.exists():
         link.unlink()
     link.symlink_to(target)
 
@@ -112,12 +118,12 @@ def score_holdout(submission_path: str | os.PathLike, labels_path: str | os.Path
     if missing.any():
         raise DataError(f"{submission_path} has no prediction for {int(missing.sum())} held-out ids "
                         f"(first: {int(scored.loc[missing, 'id'].iloc[0])})")
-    truth, probs = scored["label"].to_numpy(), scored["label_predicted"].to_numpy()
+    truth, predicted = scored["label"].to_numpy(), scored["label_predicted"].to_numpy()
     cv = json.loads(Path(cv_path).read_text())
     result = {
         "photos": len(scored),
-        "holdout_logloss": log_loss(truth, probs, eps=KAGGLE_EPS),
-        "holdout_accuracy": accuracy(truth, probs),
+        "holdout_logloss": log_loss(truth, predicted, eps=KAGGLE_EPS),
+        "holdout_accuracy": accuracy(truth, predicted),
         "cv_logloss": cv["logloss"],
         "cv_accuracy": cv["accuracy"],
         "submission": str(submission_path),

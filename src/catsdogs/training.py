@@ -136,7 +136,7 @@ class FoldData:
         self.images_key = cache_path.name if cache_path else ""
 
         self.views_cached = cfg.train.cache_frozen
-        self.augment, self.image_size, self.transform_size = cfg.train.augment, size, size
+        self.augment, self.transform_size = cfg.train.augment, size
         if cfg.train.cache_frozen:
             self._init_cached(cfg, model, device, array, paths, train_rows, valid_rows)
             return
@@ -155,10 +155,6 @@ class FoldData:
         self.train_loader = _loader(train_set, cfg, cfg.train.batch_size, shuffle=True, drop_last=True)
         self.valid_loader = _loader(valid_set, cfg, cfg.train.eval_batch_size, shuffle=False)
 
-    def train_size(self, epoch: int) -> int:
-        """The training image size of `epoch` (0-based) under progressive resizing."""
-        return self.epoch_sizes[epoch] if epoch < len(self.epoch_sizes) else self.image_size
-
     def start_epoch(self, epoch: int, seed: int) -> None:
         """Set the epoch's training image size and seed albumentations' own generator.
 
@@ -166,7 +162,7 @@ class FoldData:
         """
         dataset = self.train_loader.dataset
         if not self.views_cached:
-            size = self.train_size(epoch)
+            size = self.epoch_sizes[epoch]
             if size != self.transform_size:
                 dataset.transform = train_transform(self.augment, size, self.mean, self.std)
                 self.transform_size = size
@@ -216,7 +212,8 @@ def epoch_sizes(cfg) -> list[int]:
         raise ValueError("Progressive resizing (train.resize_start below 1) cannot be combined with "
                          "train.cache_frozen: the cached features are computed at data.image_size")
     first = start * full
-    return [max(1, round(first + (full - first) * epoch / ramp)) if epoch < ramp else full for epoch in range(epochs)]
+    sizes = [max(1, round(first + (full - first) * epoch / ramp)) for epoch in range(ramp)]
+    return sizes + [full] * (epochs - ramp)
 
 
 def frozen_prefix_length_of(model: torch.nn.Module) -> int:
@@ -385,7 +382,8 @@ def _run_epochs(cfg, fold, model, data, optimizer, scheduler, ema, scaler, devic
             pd.DataFrame(history).to_csv(handle, index=False)
 
         tracker.log({f"fold{fold}/{key}": value for key, value in row.items() if key != "epoch"} | row, step=epoch + 1)
-        size_note = f" at {data.train_size(epoch)} px" if data.train_size(epoch) != cfg.data.image_size else ""
+        train_size = data.epoch_sizes[epoch]
+        size_note = f" at {train_size} px" if train_size != cfg.data.image_size else ""
         log.info("fold %d epoch %d/%d%s: train loss %.4f, val log loss %.4f%s, accuracy %.4f, %.0fs%s",
                  fold, epoch + 1, cfg.train.epochs, size_note, train_loss, metrics["logloss"],
                  f" (EMA {metrics['ema_logloss']:.4f})" if "ema_logloss" in metrics else "",
